@@ -1,0 +1,1 @@
+"""Feature plug-ins. Every module here whose name does not start with `_` exports `routes`."""

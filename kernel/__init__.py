@@ -1,0 +1,1 @@
+"""The BrahmaHub microkernel: small, shared, no domain rules."""
