@@ -61,18 +61,18 @@ class Settings:
         env = _Env(environ)
         home = env.path("BRAHMAHUB_HOME", Path("var"))
         return cls(
-            database_url=env.str("DATABASE_URL") or None,
+            database_url=env.text("DATABASE_URL") or None,
             home=home,
-            host=env.str("HOST", "127.0.0.1"),
-            port=env.int("PORT", 8000, low=1, high=65535),
-            db_pool_min=env.int("DB_POOL_MIN", 2, low=1, high=1000),
-            db_pool_max=env.int("DB_POOL_MAX", 10, low=1, high=1000),
+            host=env.text("HOST", "127.0.0.1"),
+            port=env.integer("PORT", 8000, low=1, high=65535),
+            db_pool_min=env.integer("DB_POOL_MIN", 2, low=1, high=1000),
+            db_pool_max=env.integer("DB_POOL_MAX", 10, low=1, high=1000),
             media_root_paths=env.paths("MEDIA_ROOT_PATHS"),
             proxy_dir=env.path("PROXY_DIR", home / "proxies"),
             datasets_root=env.optional_path("DATASETS_ROOT"),
-            cors_origins=env.list("CORS_ORIGINS"),
+            cors_origins=env.items("CORS_ORIGINS"),
             log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
-            embedded_pg_port=env.int("EMBEDDED_PG_PORT", 0, low=0, high=65535),
+            embedded_pg_port=env.integer("EMBEDDED_PG_PORT", 0, low=0, high=65535),
         )._checked()
 
     def _checked(self) -> Settings:
@@ -89,11 +89,11 @@ class _Env:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
 
-    def str(self, name: str, default: str = "") -> str:
+    def text(self, name: str, default: str = "") -> str:
         return self._environ.get(name, "").strip() or default
 
-    def int(self, name: str, default: int, *, low: int, high: int) -> int:
-        raw = self.str(name)
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self.text(name)
         if not raw:
             return default
         try:
@@ -105,19 +105,19 @@ class _Env:
         return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.str(name, default).upper()
+        value = self.text(name, default).upper()
         if value not in choices:
             raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
         return value
 
-    def list(self, name: str) -> tuple[str, ...]:
-        return tuple(part.strip() for part in self.str(name).split(",") if part.strip())
+    def items(self, name: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.text(name).split(",") if part.strip())
 
     def path(self, name: str, default: Path) -> Path:
         return self.optional_path(name) or default.resolve()
 
     def optional_path(self, name: str) -> Path | None:
-        raw = self.str(name)
+        raw = self.text(name)
         if not raw:
             return None
         if "\x00" in raw:
@@ -126,7 +126,7 @@ class _Env:
 
     def paths(self, name: str) -> tuple[Path, ...]:
         paths = []
-        for raw in self.list(name):
+        for raw in self.items(name):
             if "\x00" in raw:
                 raise ConfigError(f"{name} contains a NUL byte")
             paths.append(Path(raw).expanduser().resolve())

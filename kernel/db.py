@@ -70,13 +70,13 @@ def _field_of(exc: asyncpg.PostgresError) -> str | None:
 
 
 async def _unique(request: Request, exc: Exception) -> Response:
-    field = _field_of(exc)  # type: ignore[arg-type]
+    field = _field_of(exc)
     what = f"a record with this {field}" if field else "a record like this"
     return error_response(409, f"{what.capitalize()} already exists", code="conflict", field=field)
 
 
 async def _foreign_key(request: Request, exc: Exception) -> Response:
-    field = _field_of(exc)  # type: ignore[arg-type]
+    field = _field_of(exc)
     return error_response(
         422,
         f"{field or 'a reference'} points to a record that does not exist",
@@ -87,7 +87,7 @@ async def _foreign_key(request: Request, exc: Exception) -> Response:
 
 async def _rejected_value(request: Request, exc: Exception) -> Response:
     message = getattr(exc, "message", None) or str(exc)
-    return error_response(422, f"Rejected by the database: {message}", field=_field_of(exc))  # type: ignore[arg-type]
+    return error_response(422, f"Rejected by the database: {message}", field=_field_of(exc))
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 # The port names the unix socket file (.s.PGSQL.<port>) even when TCP is off.
 SOCKET_PORT = 5432
 START_TIMEOUT_S = 30
+# "2026-12-04 20:34:30.208 UTC [7360] " before each server log line
+_LOG_PREFIX = re.compile(r"^\S+ \S+ \S+ \[\d+\] ")
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the trailing NUL
 
 
@@ -59,6 +62,13 @@ class EmbeddedPostgres:
                 f"{self.root} is too long a path for PostgreSQL's unix socket "
                 f"(at most {MAX_SOCKET_PATH - 15} characters); set a shorter BRAHMAHUB_HOME"
             )
+        try:
+            self._start_locked()
+        except OSError as exc:
+            raise EmbeddedPostgresError(f"cannot set up the embedded PostgreSQL: {exc}") from exc
+        return self.dsn
+
+    def _start_locked(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         # Two processes starting in the same folder: one initialises and starts, the other waits
         # here and then finds the server running.
@@ -71,7 +81,6 @@ class EmbeddedPostgres:
             else:
                 self._pg_ctl_start()
                 self.started_here = True
-        return self.dsn
 
     def stop(self, *, mode: str = "fast", even_if_reused: bool = False) -> None:
         """Stop the server if this object started it (a reused one belongs to someone else)."""
@@ -137,14 +146,17 @@ class EmbeddedPostgres:
         log.info("started the embedded PostgreSQL in %s", self.root)
 
     def _last_log_error(self) -> str:
+        """The server's own words for why it stopped: its last complaints in the log."""
         try:
-            lines = self.log_file.read_text(errors="replace").splitlines()
+            lines = self.log_file.read_text(errors="replace").splitlines()[-30:]
         except OSError:
             return "no log written"
-        for line in reversed(lines):
-            if "FATAL" in line or "ERROR" in line or "PANIC" in line:
-                return line.strip()
-        return lines[-1].strip() if lines else "empty log"
+        complaints = [
+            _LOG_PREFIX.sub("", line).strip()
+            for line in lines
+            if any(word in line for word in ("FATAL", "PANIC", "ERROR", "could not"))
+        ]
+        return " / ".join(complaints[-3:]) or (lines[-1].strip() if lines else "empty log")
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = [*_namespace_prefix(), _tool_path(tool), *args]

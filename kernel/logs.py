@@ -13,12 +13,23 @@ EXPLAINED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, EmbeddedPostgr
 
 
 class OneLineForExplainedErrors(logging.Filter):
-    """uvicorn logs a failed lifespan start with its traceback; ours explain themselves."""
+    """Ours explain themselves: log them as their message, without the traceback.
+
+    A failed lifespan start reaches uvicorn's log as traceback text (Starlette formats it),
+    so the text's last line is matched too, not only `exc_info`.
+    """
+
+    _prefixes = tuple(f"{e.__module__}.{e.__qualname__}: " for e in EXPLAINED_ERRORS)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], EXPLAINED_ERRORS):
             record.msg, record.args = "%s", (record.exc_info[1],)
             record.exc_info = None
+        elif isinstance(record.msg, str) and record.msg.startswith("Traceback"):
+            last = record.msg.rstrip().rsplit("\n", 1)[-1]
+            for prefix in self._prefixes:
+                if last.startswith(prefix):
+                    record.msg, record.args = "%s", (last.removeprefix(prefix),)
         return True
 
 

@@ -66,7 +66,9 @@ async def conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
 class OneConnection:
     """A pool of exactly one (real) connection, so the app works inside the test's transaction.
 
-    Handlers' own transactions become savepoints; concurrent requests wait their turn.
+    Each acquisition is a savepoint, so a statement that fails (a 409, say) leaves the test's
+    transaction usable, as a fresh pooled connection would be. Handlers' own transactions nest
+    as savepoints too; concurrent requests wait their turn.
     """
 
     def __init__(self, connection: asyncpg.Connection) -> None:
@@ -75,7 +77,7 @@ class OneConnection:
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._lock:
+        async with self._lock, self._connection.transaction():
             yield self._connection
 
 
@@ -105,10 +107,18 @@ class _WithState:
 
 
 @asynccontextmanager
-async def app_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client that talks to `app` in-process, with the app's lifespan run around it."""
+async def app_client(
+    app: Any, *, raise_app_exceptions: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client that talks to `app` in-process, with the app's lifespan run around it.
+
+    A crash is re-raised into the test unless `raise_app_exceptions` is False, in which case
+    the client sees the 500 response a server would send.
+    """
     async with app.router.lifespan_context(app) as state:
-        transport = httpx.ASGITransport(app=_WithState(app, state))
+        transport = httpx.ASGITransport(
+            app=_WithState(app, state), raise_app_exceptions=raise_app_exceptions
+        )
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
 

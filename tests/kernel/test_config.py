@@ -74,7 +74,10 @@ def test_dotenv_file_is_read_and_environment_wins(
         ({"PORT": "abc"}, "PORT='abc' is not a whole number"),
         ({"PORT": "70000"}, "PORT=70000 is out of range (1..65535)"),
         ({"DB_POOL_MAX": "0"}, "DB_POOL_MAX=0 is out of range (1..1000)"),
-        ({"DB_POOL_MIN": "5", "DB_POOL_MAX": "2"}, "DB_POOL_MIN (5) must not exceed DB_POOL_MAX (2)"),
+        (
+            {"DB_POOL_MIN": "5", "DB_POOL_MAX": "2"},
+            "DB_POOL_MIN (5) must not exceed DB_POOL_MAX (2)",
+        ),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='LOUD' must be one of DEBUG, INFO, WARNING"),
         ({"MEDIA_ROOT_PATHS": "/a\x00b"}, "MEDIA_ROOT_PATHS contains a NUL byte"),
     ],

@@ -1,4 +1,4 @@
-"""Every error leaves as the one JSON shape: routing errors, API errors, database errors, crashes."""
+"""Every error leaves as the one JSON shape: routing, API, database errors and crashes."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ async def test_api_database_and_unexpected_errors_share_the_shape(
     app.add_route("/t/crash", _crash)
     app.add_route("/t/duplicate", _duplicate)
     app.add_route("/t/bad-uuid", _bad_uuid)
-    async with app_client(app) as client:
+    async with app_client(app, raise_app_exceptions=False) as client:
         api_error = await client.get("/t/api-error")
         duplicate = await client.get("/t/duplicate")
         bad_uuid = await client.get("/t/bad-uuid")
