@@ -6,7 +6,6 @@ import importlib
 import pkgutil
 from functools import partial
 
-from kernel.media import media_routes
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -16,6 +15,7 @@ import handlers
 from kernel import db, errors
 from kernel.config import Settings
 from kernel.lifespan import lifespan
+from kernel.media import media_routes
 
 
 def create_app(
@@ -28,7 +28,8 @@ def create_app(
     """
     settings = settings or Settings.from_env()
     app = Starlette(
-        routes=[*handler_routes(), *media_routes(settings)],
+        # /media first: it is the hot path, and route matching is a linear scan.
+        routes=[*media_routes(settings), *handler_routes()],
         middleware=_middleware(settings),
         exception_handlers={**errors.exception_handlers(), **db.exception_handlers()},
         lifespan=partial(lifespan, settings=settings, database=database),
