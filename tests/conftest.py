@@ -22,10 +22,12 @@ from kernel.config import Settings
 from kernel.embedded_pg import EmbeddedPostgres
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if inspect.iscoroutinefunction(getattr(item, "function", None)):
-            item.add_marker(pytest.mark.anyio)
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Mark coroutine tests for anyio before they are parametrized (marking later is too late
+    for tests that also carry @pytest.mark.parametrize)."""
+    if inspect.iscoroutinefunction(obj):
+        pytest.mark.anyio(obj)
 
 
 @pytest.fixture(scope="session")
