@@ -1,4 +1,4 @@
-"""Types and helpers shared by the catalog handlers (ids, bulk deletes, LIKE patterns)."""
+"""Types and helpers shared by the catalog handlers (ids, deletes, LIKE patterns)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kernel.errors import BadRequest, NotFound
+from kernel.http import json_response, no_content, path_uuid, read_body
 
 ProjectType = Literal["atman", "vfx"]
 PackageStatus = Literal["ingested", "processing", "ready", "error"]
@@ -44,3 +49,22 @@ def contains_pattern(text: str) -> str:
 
 def unique_ids(ids: list[UUID]) -> list[UUID]:
     return list(dict.fromkeys(ids))
+
+
+async def delete_by_id(request: Request, sql: str, what: str) -> Response:
+    """Run `sql` (a DELETE ... WHERE id = $1 RETURNING id) for the path's id: 204, or 404."""
+    row_id = path_uuid(request)
+    async with request.state.pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(sql, row_id) is None:
+            raise NotFound(f"{what} not found", field="id")
+    return no_content()
+
+
+async def bulk_delete(request: Request, sql: str) -> Response:
+    """Run `sql` (returning the count deleted) for the body's `{"ids": [...]}`; unknown ids skip."""
+    body = await read_body(request, IdList)
+    if not body.ids:
+        raise BadRequest("No IDs provided", field="ids")
+    async with request.state.pool.acquire() as conn, conn.transaction():
+        deleted = await conn.fetchval(sql, unique_ids(body.ids))
+    return json_response(Deleted(deleted=deleted))

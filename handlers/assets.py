@@ -18,10 +18,10 @@ from handlers._assets import (
     enrich,
     filter_where,
 )
-from handlers._common import MAX_BULK_IDS, ReviewStatus, Tags, unique_ids
+from handlers._common import MAX_BULK_IDS, ReviewStatus, Tags, delete_by_id, unique_ids
 from handlers._media import media_urls
 from kernel.errors import BadRequest, NotFound, ValidationFailed
-from kernel.http import json_response, no_content, parse_query, path_uuid, read_body
+from kernel.http import json_response, parse_query, path_uuid, read_body
 
 
 class AssetUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -163,11 +163,7 @@ async def bulk_update_assets(request: Request) -> Response:
 
 async def delete_asset(request: Request) -> Response:
     """Removes the row (package counters follow by trigger); the file on disk stays."""
-    asset_id = path_uuid(request)
-    async with request.state.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(DELETE_ASSET, asset_id) is None:
-            raise NotFound("Asset not found", field="id")
-    return no_content()
+    return await delete_by_id(request, DELETE_ASSET, "Asset")
 
 
 def _update_sql(

@@ -13,17 +13,16 @@ from starlette.routing import Route
 from handlers._assets import asset_page_response, asset_query
 from handlers._catalog import PACKAGE_ORDER, Package
 from handlers._common import (
-    Deleted,
-    IdList,
     Name,
     PackageStatus,
     ProjectType,
     Tags,
+    bulk_delete,
     contains_pattern,
-    unique_ids,
+    delete_by_id,
 )
 from kernel.errors import BadRequest, NotFound
-from kernel.http import json_response, no_content, parse_query, path_uuid, read_body
+from kernel.http import json_response, parse_query, path_uuid, read_body
 
 
 class PackageCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -320,20 +319,11 @@ async def update_package(request: Request) -> Response:
 
 async def delete_package(request: Request) -> Response:
     """Deletes the package and its asset rows; files on disk stay."""
-    package_id = path_uuid(request)
-    async with request.state.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(DELETE_PACKAGE, package_id) is None:
-            raise NotFound("Package not found", field="id")
-    return no_content()
+    return await delete_by_id(request, DELETE_PACKAGE, "Package")
 
 
 async def bulk_delete_packages(request: Request) -> Response:
-    body = await read_body(request, IdList)
-    if not body.ids:
-        raise BadRequest("No IDs provided", field="ids")
-    async with request.state.pool.acquire() as conn, conn.transaction():
-        deleted = await conn.fetchval(BULK_DELETE_PACKAGES, unique_ids(body.ids))
-    return json_response(Deleted(deleted=deleted))
+    return await bulk_delete(request, BULK_DELETE_PACKAGES)
 
 
 async def package_summary(request: Request) -> Response:

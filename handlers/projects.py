@@ -17,10 +17,17 @@ from handlers._catalog import (
     Subject,
     enrich_subjects,
 )
-from handlers._common import Deleted, IdList, Name, ProjectType, ShortText, Tags, unique_ids
+from handlers._common import (
+    Name,
+    ProjectType,
+    ShortText,
+    Tags,
+    bulk_delete,
+    delete_by_id,
+)
 from handlers._media import media_urls
 from kernel.errors import BadRequest, NotFound
-from kernel.http import json_response, no_content, parse_query, path_uuid, read_body
+from kernel.http import json_response, parse_query, path_uuid, read_body
 
 
 class Project(msgspec.Struct, kw_only=True):
@@ -166,20 +173,11 @@ async def update_project(request: Request) -> Response:
 
 async def delete_project(request: Request) -> Response:
     """Deletes the project's subjects, packages and assets in one transaction; files stay."""
-    project_id = path_uuid(request)
-    async with request.state.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(DELETE_PROJECT, project_id) is None:
-            raise NotFound("Project not found", field="id")
-    return no_content()
+    return await delete_by_id(request, DELETE_PROJECT, "Project")
 
 
 async def bulk_delete_projects(request: Request) -> Response:
-    body = await read_body(request, IdList)
-    if not body.ids:
-        raise BadRequest("No IDs provided", field="ids")
-    async with request.state.pool.acquire() as conn, conn.transaction():
-        deleted = await conn.fetchval(BULK_DELETE_PROJECTS, unique_ids(body.ids))
-    return json_response(Deleted(deleted=deleted))
+    return await bulk_delete(request, BULK_DELETE_PROJECTS)
 
 
 async def project_subjects(request: Request) -> Response:

@@ -11,10 +11,10 @@ from starlette.routing import Route
 
 from handlers._assets import AssetQuery, asset_page_response
 from handlers._catalog import PACKAGE_ORDER, Package, PackageTypeQuery, Subject, enrich_subjects
-from handlers._common import Deleted, IdList, Name, Tags, unique_ids
+from handlers._common import Name, Tags, bulk_delete, delete_by_id
 from handlers._media import media_urls
 from kernel.errors import BadRequest, NotFound, ValidationFailed
-from kernel.http import json_response, no_content, parse_query, path_uuid, read_body
+from kernel.http import json_response, parse_query, path_uuid, read_body
 
 
 def normalize_name(name: str) -> str:
@@ -153,20 +153,11 @@ async def update_subject(request: Request) -> Response:
 
 async def delete_subject(request: Request) -> Response:
     """Packages shared with other subjects are handed over to one of them, not deleted."""
-    subject_id = path_uuid(request)
-    async with request.state.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(DELETE_SUBJECT, subject_id) is None:
-            raise NotFound("Subject not found", field="id")
-    return no_content()
+    return await delete_by_id(request, DELETE_SUBJECT, "Subject")
 
 
 async def bulk_delete_subjects(request: Request) -> Response:
-    body = await read_body(request, IdList)
-    if not body.ids:
-        raise BadRequest("No IDs provided", field="ids")
-    async with request.state.pool.acquire() as conn, conn.transaction():
-        deleted = await conn.fetchval(BULK_DELETE_SUBJECTS, unique_ids(body.ids))
-    return json_response(Deleted(deleted=deleted))
+    return await bulk_delete(request, BULK_DELETE_SUBJECTS)
 
 
 async def subject_packages(request: Request) -> Response:
