@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench._common import free_port
 from handlers import packages, search, stats
 from handlers._assets import AssetQuery, page_sql
 from kernel import migrate
@@ -317,12 +317,6 @@ async def check_plans(dsn: str, ids: dict[str, list[Any]]) -> list[dict[str, Any
 
 
 # --- server and measurement ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -550,6 +550,8 @@ def server_config(
 def serve(settings: Settings) -> None:
     """Run BrahmaHub's HTTP server until SIGINT/SIGTERM (blocking). `brahmahub serve` has set
     up logging already; uvicorn applies the same config again when its Config is built."""
+    # Ours to write into (proxies, thumbnails); made now so the self-test covers it too.
+    settings.proxy_dir.mkdir(parents=True, exist_ok=True)
     zero_copy = sendfile_self_test(settings.media_roots)
     if zero_copy:
         log.info("zero-copy media serving on (sendfile self-test passed)")
