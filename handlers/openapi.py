@@ -21,15 +21,8 @@ from handlers._assets import AssetPage, AssetQuery
 from handlers._catalog import Package, PackageTypeQuery, Subject
 from handlers._common import Deleted, IdList
 from handlers.health import Health, app_version
+from kernel.errors import ErrorBody
 from kernel.http import raw_json_response
-
-
-class ErrorBody(msgspec.Struct):
-    """The one error shape of every 4xx/5xx."""
-
-    detail: str
-    code: str
-    field: str | None
 
 
 @dataclass(frozen=True)

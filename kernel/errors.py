@@ -69,12 +69,18 @@ class Unavailable(ApiError):
     status, code = 503, "unavailable"
 
 
+class ErrorBody(msgspec.Struct):
+    """The one error shape of every 4xx/5xx (also what the OpenAPI document describes)."""
+
+    detail: str
+    code: str
+    field: str | None
+
+
 def error_body(
     status: int, detail: str, *, code: str | None = None, field: str | None = None
 ) -> bytes:
-    return msgspec.json.encode(
-        {"detail": detail, "code": code or _CODES.get(status, "error"), "field": field}
-    )
+    return msgspec.json.encode(ErrorBody(detail, code or _CODES.get(status, "error"), field))
 
 
 def error_response(
