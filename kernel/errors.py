@@ -53,20 +53,12 @@ class NotFound(ApiError):
     status, code = 404, "not_found"
 
 
-class Conflict(ApiError):
-    status, code = 409, "conflict"
-
-
 class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
 
 
 class ValidationFailed(ApiError):
     status, code = 422, "validation_error"
-
-
-class Unavailable(ApiError):
-    status, code = 503, "unavailable"
 
 
 class ErrorBody(msgspec.Struct):

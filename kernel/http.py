@@ -96,12 +96,3 @@ def path_uuid(request: Request, name: str = "id") -> UUID:
         return UUID(raw)
     except (ValueError, TypeError):
         raise ValidationFailed(f"{name}: {raw!r} is not a valid UUID", field=name) from None
-
-
-def present_fields(value: msgspec.Struct) -> dict[str, Any]:
-    """Fields of a partial-update Struct that the client sent (UNSET ones left out)."""
-    return {
-        name: getattr(value, name)
-        for name in value.__struct_fields__
-        if getattr(value, name) is not msgspec.UNSET
-    }
