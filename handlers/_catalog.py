@@ -60,3 +60,12 @@ def enrich_subjects(subjects: list[Subject], urls: MediaUrls) -> list[Subject]:
         if subject.thumbnail_url and not subject.thumbnail_url.startswith("/media/"):
             subject.thumbnail_url = urls(subject.thumbnail_url) or subject.thumbnail_url
     return subjects
+
+
+class AssetRef(msgspec.Struct, kw_only=True):
+    """An asset named by id and place: lookup-by-path and search hits."""
+
+    id: UUID
+    package_id: UUID
+    filename: str
+    file_type: str

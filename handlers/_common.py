@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -49,6 +50,25 @@ def contains_pattern(text: str) -> str:
 
 def unique_ids(ids: list[UUID]) -> list[UUID]:
     return list(dict.fromkeys(ids))
+
+
+async def update_by_id(
+    request: Request,
+    row_id: UUID,
+    body: msgspec.Struct,
+    sql: str,
+    what: str,
+    fetch: Callable[[Any, UUID], Awaitable[Any]],
+) -> Response:
+    """Apply a partial-update Struct with `sql` (($1 id, $2 patch JSON) RETURNING id), then
+    answer with `fetch(conn, id)`; 400 when nothing was sent, 404 for an unknown id."""
+    patch = msgspec.json.encode(body).decode()  # UNSET fields are left out by msgspec
+    if patch == "{}":
+        raise BadRequest("No fields to update")
+    async with request.state.pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(sql, row_id, patch) is None:
+            raise NotFound(f"{what} not found", field="id")
+        return json_response(await fetch(conn, row_id))
 
 
 async def delete_by_id(request: Request, sql: str, what: str) -> Response:

@@ -18,6 +18,7 @@ from handlers._assets import (
     enrich,
     filter_where,
 )
+from handlers._catalog import AssetRef
 from handlers._common import MAX_BULK_IDS, ReviewStatus, Tags, delete_by_id, unique_ids
 from handlers._media import media_urls
 from kernel.errors import BadRequest, NotFound, ValidationFailed
@@ -46,13 +47,6 @@ class BulkUpdateResult(msgspec.Struct, kw_only=True):
     updated: int
     # The updated assets when updated by ids; empty for a filter (it may match millions).
     items: list[Asset]
-
-
-class AssetRef(msgspec.Struct, kw_only=True):
-    id: UUID
-    package_id: UUID
-    filename: str
-    file_type: str
 
 
 class LookupQuery(msgspec.Struct, kw_only=True):

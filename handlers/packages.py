@@ -20,8 +20,9 @@ from handlers._common import (
     bulk_delete,
     contains_pattern,
     delete_by_id,
+    update_by_id,
 )
-from kernel.errors import BadRequest, NotFound
+from kernel.errors import NotFound
 from kernel.http import json_response, parse_query, path_uuid, read_body
 
 
@@ -308,13 +309,7 @@ async def create_package(request: Request) -> Response:
 async def update_package(request: Request) -> Response:
     package_id = path_uuid(request)
     body = await read_body(request, PackageUpdate)
-    patch = msgspec.json.encode(body).decode()
-    if patch == "{}":
-        raise BadRequest("No fields to update")
-    async with request.state.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(UPDATE_PACKAGE, package_id, patch) is None:
-            raise NotFound("Package not found", field="id")
-        return json_response(await fetch_package(conn, package_id))
+    return await update_by_id(request, package_id, body, UPDATE_PACKAGE, "Package", fetch_package)
 
 
 async def delete_package(request: Request) -> Response:

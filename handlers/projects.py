@@ -24,9 +24,10 @@ from handlers._common import (
     Tags,
     bulk_delete,
     delete_by_id,
+    update_by_id,
 )
 from handlers._media import media_urls
-from kernel.errors import BadRequest, NotFound
+from kernel.errors import NotFound
 from kernel.http import json_response, parse_query, path_uuid, read_body
 
 
@@ -162,13 +163,7 @@ async def create_project(request: Request) -> Response:
 async def update_project(request: Request) -> Response:
     project_id = path_uuid(request)
     body = await read_body(request, ProjectUpdate)
-    patch = msgspec.json.encode(body).decode()  # UNSET fields are left out by msgspec
-    if patch == "{}":
-        raise BadRequest("No fields to update")
-    async with request.state.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(UPDATE_PROJECT, project_id, patch) is None:
-            raise NotFound("Project not found", field="id")
-        return json_response(await fetch_project(conn, project_id))
+    return await update_by_id(request, project_id, body, UPDATE_PROJECT, "Project", fetch_project)
 
 
 async def delete_project(request: Request) -> Response:

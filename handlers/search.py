@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from handlers._catalog import AssetRef
 from handlers._common import contains_pattern
 from kernel.http import json_response, parse_query
 
@@ -49,18 +50,11 @@ class PackageHit(msgspec.Struct, kw_only=True):
     project_id: UUID
 
 
-class AssetHit(msgspec.Struct, kw_only=True):
-    id: UUID
-    filename: str
-    file_type: str
-    package_id: UUID
-
-
 class SearchResults(msgspec.Struct, kw_only=True):
     projects: list[ProjectHit]
     subjects: list[SubjectHit]
     packages: list[PackageHit]
-    assets: list[AssetHit]
+    assets: list[AssetRef]
 
 
 # $1 the query, $2 its LIKE pattern, $3 the limit per kind.

@@ -11,9 +11,9 @@ from starlette.routing import Route
 
 from handlers._assets import AssetQuery, asset_page_response
 from handlers._catalog import PACKAGE_ORDER, Package, PackageTypeQuery, Subject, enrich_subjects
-from handlers._common import Name, Tags, bulk_delete, delete_by_id
+from handlers._common import Name, Tags, bulk_delete, delete_by_id, update_by_id
 from handlers._media import media_urls
-from kernel.errors import BadRequest, NotFound, ValidationFailed
+from kernel.errors import NotFound, ValidationFailed
 from kernel.http import json_response, parse_query, path_uuid, read_body
 
 
@@ -142,13 +142,14 @@ async def update_subject(request: Request) -> Response:
     body = await read_body(request, SubjectUpdate)
     if isinstance(body.name, str):
         body.name = _checked_name(body.name)
-    patch = msgspec.json.encode(body).decode()
-    if patch == "{}":
-        raise BadRequest("No fields to update")
-    async with request.state.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(UPDATE_SUBJECT, subject_id, patch) is None:
-            raise NotFound("Subject not found", field="id")
-        return json_response(await fetch_subject(conn, subject_id, request))
+    return await update_by_id(
+        request,
+        subject_id,
+        body,
+        UPDATE_SUBJECT,
+        "Subject",
+        lambda conn, row_id: fetch_subject(conn, row_id, request),
+    )
 
 
 async def delete_subject(request: Request) -> Response:
