@@ -501,8 +501,9 @@ def _walk(root: Path) -> Iterator[os.DirEntry[str]]:
 
 def _sendfile_roundtrip(file: IO[bytes]) -> bool:
     fd = file.fileno()
-    size = min(SELF_TEST_BYTES, os.fstat(fd).st_size)
-    if not stat.S_ISREG(os.fstat(fd).st_mode) or size == 0:
+    st = os.fstat(fd)
+    size = min(SELF_TEST_BYTES, st.st_size)
+    if not stat.S_ISREG(st.st_mode) or size == 0:
         return True
     expected = os.pread(fd, size, 0)
     left, right = socket.socketpair()
